@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny synthetic images and data roots, built in tmp dirs (no network, no data)."""
+"""Shared fixtures: tiny synthetic images and data roots in tmp dirs (no network, no data)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from textsieve.checkpoint import save_checkpoint
 from textsieve.models import StudentNet
 
 
-def draw_scene(size: tuple[int, int], seed: int, text_boxes: list[tuple[int, int, int, int]] = ()) -> Image.Image:
+def draw_scene(
+    size: tuple[int, int], seed: int, text_boxes: list[tuple[int, int, int, int]] = ()
+) -> Image.Image:
     """A photo-like background (smooth gradient + blobs + noise) with black bars as "text".
 
     Args:
@@ -24,16 +26,21 @@ def draw_scene(size: tuple[int, int], seed: int, text_boxes: list[tuple[int, int
     w, h = size
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w]
-    base = np.stack([
-        (xx / max(w, 1) * rng.uniform(60, 200) + rng.uniform(0, 55)),
-        (yy / max(h, 1) * rng.uniform(60, 200) + rng.uniform(0, 55)),
-        np.full((h, w), rng.uniform(60, 200)),
-    ], -1)
+    base = np.stack(
+        [
+            (xx / max(w, 1) * rng.uniform(60, 200) + rng.uniform(0, 55)),
+            (yy / max(h, 1) * rng.uniform(60, 200) + rng.uniform(0, 55)),
+            np.full((h, w), rng.uniform(60, 200)),
+        ],
+        -1,
+    )
     img = Image.fromarray(np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8))
     d = ImageDraw.Draw(img)
     for _ in range(3):
         cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(5, max(6, w / 4))
-        d.ellipse((cx - r, cy - r, cx + r, cy + r), fill=tuple(int(v) for v in rng.integers(0, 255, 3)))
+        d.ellipse(
+            (cx - r, cy - r, cx + r, cy + r), fill=tuple(int(v) for v in rng.integers(0, 255, 3))
+        )
     for x0, y0, x1, y1 in text_boxes:
         d.rectangle((x0, y0, x1 - 1, y1 - 1), fill=(250, 250, 250))
         step = max(3, (y1 - y0) // 2)
@@ -54,7 +61,9 @@ def textdis_root(tmp_path: Path) -> Path:
         draw_scene((96, 96), i, [box]).save(root / "text" / f"syn_{i}.jpg", quality=90)
         if i < 3:
             x0, y0, x1, y1 = box
-            (root / "text_gt" / f"syn_{i}_gt.txt").write_text(f"{x0} {y0} {x1} {y0} {x1} {y1} {x0} {y1}\n")
+            (root / "text_gt" / f"syn_{i}_gt.txt").write_text(
+                f"{x0} {y0} {x1} {y0} {x1} {y1} {x0} {y1}\n"
+            )
     for i in range(4):
         draw_scene((96, 80), 100 + i).save(root / "nontext" / f"bg_{i}.png")
     return root

@@ -43,7 +43,7 @@ class Sample:
 
     @property
     def source(self) -> str:
-        """Data-set prefix of the file name (before the first ``_``), used for per-source metrics."""
+        """Data-set prefix of the file name (before the first ``_``), for per-source metrics."""
         name = self.path.name
         return name.split("_", 1)[0] if "_" in name else "unknown"
 
@@ -96,7 +96,8 @@ def _images(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(
-        p for p in folder.iterdir()
+        p
+        for p in folder.iterdir()
         if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not p.name.startswith(".")
     )
 

@@ -7,6 +7,7 @@ A file holds plain types and tensors only, so ``torch.load(path, weights_only=Tr
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"weights file not found: {path}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError, EOFError) as e:
+    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as e:
         raise CheckpointError(f"cannot read weights {path}: {str(e).splitlines()[0]}") from None
     if not isinstance(ckpt, dict) or ckpt.get("arch") not in ARCHS or "model" not in ckpt:
         raise CheckpointError(f"{path}: not a textsieve checkpoint (no arch/model entries)")
@@ -85,7 +86,9 @@ def load_model(path: Path, device: str = "cpu") -> tuple[nn.Module, dict[str, An
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not fit the architecture: {str(e)[:300]}") from None
+        raise CheckpointError(
+            f"{path}: weights do not fit the architecture: {str(e)[:300]}"
+        ) from None
     if ckpt["arch"] == "teacher" and model.cfg.backbone == "ppocr":
         from textsieve.models.ppocr import attach_trunk
 

@@ -142,7 +142,9 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_config(cls: type[T], path: Path | None = None, overrides: dict[str, Any] | None = None) -> T:
+def load_config(
+    cls: type[T], path: Path | None = None, overrides: dict[str, Any] | None = None
+) -> T:
     """Defaults of ``cls``, overridden by a YAML file, then by explicit overrides.
 
     Args:

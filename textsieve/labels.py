@@ -54,7 +54,9 @@ def label_sample(sample: Sample, cfg: LabelConfig) -> ImageLabels:
     if orientation not in (1, 0):
         # GT boxes are in stored pixels; networks see the EXIF-upright image.
         polys = [
-            type(p)(exif_transform_points(p.points, orientation, width, height), p.illegible, p.text)
+            type(p)(
+                exif_transform_points(p.points, orientation, width, height), p.illegible, p.text
+            )
             for p in polys
         ]
         width, height = _upright(width, height, orientation)
@@ -67,7 +69,9 @@ def _upright(width: int, height: int, orientation: int) -> tuple[int, int]:
 
 
 def write_labels(
-    root: Path, out: Path, cfg: LabelConfig | None = None,
+    root: Path,
+    out: Path,
+    cfg: LabelConfig | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> LabelStats:
     """Label every image of ``root`` and write one JSON object per line to ``out`` (atomically).
@@ -99,7 +103,9 @@ def write_labels(
                 for g, sl in REGION_SLICES.items():
                     stats.positive_regions[g] += int(arr[sl].sum())
                 if not arr.any():
-                    stats.problems.append(f"{s.path.name}: text image but no region reaches the rule")
+                    stats.problems.append(
+                        f"{s.path.name}: text image but no region reaches the rule"
+                    )
             if on_progress:
                 on_progress(1)
     os.replace(tmp, out)

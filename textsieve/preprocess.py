@@ -3,7 +3,7 @@
 Policy: the short side is resized to ``short_side`` (256, as in the paper) keeping the aspect
 ratio; the long side is capped at ``max_long`` (extreme panoramas get a shorter short side rather
 than an unbounded tensor). Both sides are rounded to a multiple of ``multiple`` so that images of
-similar shape fall into the same batch. Networks normalise internally, so the input is RGB in [0, 1].
+similar shape fall into the same batch. Networks normalise internally: the input is RGB in [0, 1].
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ MULTIPLE = 32
 
 
 def target_size(
-    width: int, height: int, short_side: int = SHORT_SIDE, max_long: int = MAX_LONG,
+    width: int,
+    height: int,
+    short_side: int = SHORT_SIDE,
+    max_long: int = MAX_LONG,
     multiple: int = MULTIPLE,
 ) -> tuple[int, int]:
     """Network input size (width, height) for an image of ``width`` x ``height``."""
@@ -42,7 +45,9 @@ def to_tensor(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float().div_(255.0)
 
 
-def prepare(arr: np.ndarray, short_side: int = SHORT_SIDE, max_long: int = MAX_LONG) -> torch.Tensor:
+def prepare(
+    arr: np.ndarray, short_side: int = SHORT_SIDE, max_long: int = MAX_LONG
+) -> torch.Tensor:
     """Resize by the policy above and convert: the one call inference code needs."""
     size = target_size(arr.shape[1], arr.shape[0], short_side, max_long)
     return to_tensor(resize_rgb(arr, size))

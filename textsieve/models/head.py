@@ -29,7 +29,9 @@ class RegionOutput(NamedTuple):
     feats: torch.Tensor
 
 
-def pool_regions(x: torch.Tensor, grids: tuple[int, ...] = GRIDS, mode: str = "max") -> torch.Tensor:
+def pool_regions(
+    x: torch.Tensor, grids: tuple[int, ...] = GRIDS, mode: str = "max"
+) -> torch.Tensor:
     """(B, C, H, W) -> (B, sum(g*g), C): adaptive pooling to each grid, cells row-major."""
     pool = F.adaptive_max_pool2d if mode == "max" else F.adaptive_avg_pool2d
     cells = [pool(x, g).flatten(2) for g in grids]  # each (B, C, g*g)

@@ -30,11 +30,13 @@ class StudentNet(nn.Module):
         layers = []
         c_in = 3
         for c, s in zip(cfg.channels, cfg.strides, strict=True):
-            layers.append(nn.Sequential(
-                nn.Conv2d(c_in, c, 3, stride=s, padding=1, bias=False),
-                nn.BatchNorm2d(c),
-                nn.ReLU(inplace=True),
-            ))
+            layers.append(
+                nn.Sequential(
+                    nn.Conv2d(c_in, c, 3, stride=s, padding=1, bias=False),
+                    nn.BatchNorm2d(c),
+                    nn.ReLU(inplace=True),
+                )
+            )
             c_in = c
         self.convs = nn.ModuleList(layers)
         self.head = RegionHead(cfg.channels[-1], cfg.dim, per_region=False)
@@ -54,7 +56,9 @@ class StudentNet(nn.Module):
     def pool(self, maps: list[torch.Tensor]) -> torch.Tensor:
         """(B, 34, C): conv6 -> 3x3 regions first, then conv5 -> 5x5 regions."""
         fine, coarse = maps
-        return torch.cat([pool_grid(coarse, 3, self.cfg.pool), pool_grid(fine, 5, self.cfg.pool)], 1)
+        return torch.cat(
+            [pool_grid(coarse, 3, self.cfg.pool), pool_grid(fine, 5, self.cfg.pool)], 1
+        )
 
     def forward_head(self, regions: torch.Tensor) -> RegionOutput:
         return self.head(regions)

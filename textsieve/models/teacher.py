@@ -12,6 +12,7 @@ onnxruntime (``textsieve.models.ppocr``); only the head below trains.
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
@@ -24,7 +25,24 @@ from textsieve.models.head import RegionHead, RegionOutput, pool_regions
 # VGG16 configuration "D": channels, "M" = 2x2 max pool. Same module indices as torchvision's
 # ``vgg16().features`` so that its state-dict keys ("features.0.weight", ...) load unchanged.
 VGG16_CFG: tuple[int | str, ...] = (
-    64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M",
+    64,
+    64,
+    "M",
+    128,
+    128,
+    "M",
+    256,
+    256,
+    256,
+    "M",
+    512,
+    512,
+    512,
+    "M",
+    512,
+    512,
+    512,
+    "M",
 )
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -71,7 +89,7 @@ class VGG16Trunk(nn.Module):
         ``features.`` prefix; classifier keys are ignored)."""
         try:
             sd = torch.load(path, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, ValueError) as e:
+        except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as e:
             raise CheckpointError(f"cannot load VGG16 weights from {path}: {e}") from None
         if isinstance(sd, dict) and "state_dict" in sd:
             sd = sd["state_dict"]
@@ -80,7 +98,7 @@ class VGG16Trunk(nn.Module):
         feats = {}
         for k, v in sd.items():
             if k.startswith("features."):
-                feats[k[len("features."):]] = v
+                feats[k[len("features.") :]] = v
             elif k[:1].isdigit():
                 feats[k] = v
         own = self.features.state_dict()
@@ -89,7 +107,9 @@ class VGG16Trunk(nn.Module):
             raise CheckpointError(f"{path}: missing VGG16 feature keys {missing[:4]}...")
         for k, v in feats.items():
             if k in own and own[k].shape != v.shape:
-                raise CheckpointError(f"{path}: {k} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}")
+                raise CheckpointError(
+                    f"{path}: {k} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}"
+                )
         self.features.load_state_dict({k: feats[k] for k in own})
 
 
@@ -127,7 +147,9 @@ class TeacherNet(nn.Module):
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Stage maps of the trunk for a (B, 3, H, W) RGB batch in [0, 1]."""
         if self.trunk is None:
-            raise RuntimeError("ppocr teacher has no trunk attached (see models.ppocr.attach_trunk)")
+            raise RuntimeError(
+                "ppocr teacher has no trunk attached (see models.ppocr.attach_trunk)"
+            )
         return self.trunk(x)
 
     def pool(self, maps: list[torch.Tensor]) -> list[torch.Tensor]:
