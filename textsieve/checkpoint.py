@@ -40,6 +40,11 @@ def save_checkpoint(path: Path, model: nn.Module, **meta: Any) -> None:
         "version": __version__,
         **meta,
     }
+    write_checkpoint(path, payload)
+
+
+def write_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Write a checkpoint dict atomically: a killed run never leaves a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -98,10 +103,35 @@ def load_model(path: Path, device: str = "cpu") -> tuple[nn.Module, dict[str, An
     return model, meta
 
 
-def threshold_of(meta: dict[str, Any]) -> float:
-    """The default decision threshold stored with the weights (0.5 when none is stored)."""
+def recall_key(recall: float) -> str:
+    """Name of the stored threshold preset that reaches ``recall`` on the calibration data."""
+    return f"recall_{recall:g}"
+
+
+def threshold_of(meta: dict[str, Any], recall: float | None = None) -> float:
+    """A decision threshold stored with the weights.
+
+    Args:
+        meta: the checkpoint dict (as :func:`load_model` returns it).
+        recall: pick the preset calibrated for this recall (e.g. 0.99) instead of the default.
+
+    Returns:
+        The threshold; 0.5 when the weights store none and no preset is asked for.
+
+    Raises:
+        CheckpointError: when the asked-for recall preset is not stored with the weights.
+    """
     th = meta.get("thresholds") or {}
-    return float(th.get("default", DEFAULT_THRESHOLD))
+    if recall is None:
+        return float(th.get("default", DEFAULT_THRESHOLD))
+    key = recall_key(recall)
+    if key not in th:
+        have = sorted(k.removeprefix("recall_") for k in th if k.startswith("recall_"))
+        raise CheckpointError(
+            f"these weights store no threshold for recall {recall:g} "
+            f"(available: {', '.join(have) or 'none'}); pass --threshold instead"
+        )
+    return float(th[key])
 
 
 def default_weights() -> Path:

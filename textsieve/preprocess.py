@@ -42,7 +42,9 @@ def resize_rgb(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def to_tensor(arr: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float().div_(255.0)
+    if not arr.flags.writeable or not arr.flags.c_contiguous:
+        arr = np.array(arr)  # arrays from PIL are read-only; torch wants to own writable memory
+    return torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
 
 
 def prepare(
