@@ -52,3 +52,32 @@ def test_calibrate_command_writes_thresholds(
     assert ckpt["calibration"]["at_threshold"]["default"]["recall"] == 1.0
     model, meta = load_model(out)
     assert threshold_of(meta) == ckpt["thresholds"]["default"]
+
+
+def test_filter_recall_preset(tmp_path: Path, student_weights: Path) -> None:
+    from tests.conftest import draw_scene
+
+    crawl = tmp_path / "crawl"
+    crawl.mkdir()
+    for i in range(3):
+        draw_scene((96, 96), i).save(crawl / f"{i}.jpg")
+    raw = torch.load(student_weights, weights_only=True)
+    # Everything passes at the recall-0.99 preset (0.0), nothing at the default (1.0).
+    raw["thresholds"] = {"default": 1.0, "recall_0.99": 0.0}
+    torch.save(raw, student_weights)
+    runner = CliRunner()
+
+    def run(*extra: str) -> tuple[int, str, str]:
+        out = tmp_path / "t.txt"
+        r = runner.invoke(app, ["filter", str(crawl), "-o", str(out), "-w", str(student_weights),
+                                "--workers", "0", "-q", "--overwrite", *extra])
+        return r.exit_code, out.read_text() if out.exists() else "", r.output
+
+    code, text, _ = run("--recall", "0.99")
+    assert code == 0 and len(text.splitlines()) == 3
+    code, text, _ = run()
+    assert code == 0 and text == ""
+    code, _, output = run("--recall", "0.9")
+    assert code == 2 and "no threshold for recall 0.9" in output
+    code, _, output = run("--recall", "0.99", "--threshold", "0.5")
+    assert code == 2 and "not both" in output

@@ -16,7 +16,9 @@ runner = CliRunner()
 def test_help_lists_every_subcommand() -> None:
     r = runner.invoke(app, ["--help"])
     assert r.exit_code == 0, r.output
-    for cmd in ("labels", "train-teacher", "distill", "eval", "filter", "show", "autolabel", "info"):
+    commands = ("labels", "train-teacher", "distill", "eval", "filter", "show", "autolabel",
+                "info", "calibrate")
+    for cmd in commands:
         assert cmd in r.output
 
 
@@ -26,9 +28,8 @@ def test_version() -> None:
 
 
 def test_python_dash_m() -> None:
-    r = subprocess.run(
-        [sys.executable, "-m", "textsieve", "--version"], capture_output=True, text=True, check=False
-    )
+    cmd = [sys.executable, "-m", "textsieve", "--version"]
+    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert r.returncode == 0 and __version__ in r.stdout
 
 

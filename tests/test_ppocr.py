@@ -42,19 +42,26 @@ def test_missing_extra_names_the_install_line(monkeypatch: pytest.MonkeyPatch) -
 @needs_extra
 def test_map_shapes(trunk: ppocr.PPOCRTrunk) -> None:
     x = torch.rand(2, 3, 64, 96)
-    neck, deep, prob = trunk(x)
+    neck, deep = trunk(x)
     assert neck.shape == (2, 96, 16, 24)
     assert deep.shape == (2, 384, 2, 3)
-    assert prob.shape == (2, 1, 64, 96)
-    assert all(torch.isfinite(m).all() for m in (neck, deep, prob))
-    assert 0.0 <= prob.min() and prob.max() <= 1.0
-    assert trunk.channels == ppocr.PPOCR_CHANNELS
+    assert all(torch.isfinite(m).all() for m in (neck, deep))
+    assert trunk.channels == ppocr.PPOCR_CHANNELS == (96, 384)
+
+
+@needs_extra
+def test_optional_probability_map() -> None:
+    trunk = ppocr.PPOCRTrunk(threads=1, with_prob=True)
+    neck, deep, prob = trunk(torch.rand(1, 3, 64, 96))
+    assert prob.shape == (1, 1, 64, 96) and 0.0 <= prob.min() and prob.max() <= 1.0
+    assert trunk.channels == (96, 384, 1)
+    assert trunk.identity != ppocr.PPOCRTrunk(threads=1).identity  # distinct cache entries
 
 
 @needs_extra
 def test_sizes_are_rounded_to_multiples_of_32(trunk: ppocr.PPOCRTrunk) -> None:
-    neck, deep, prob = trunk(torch.rand(1, 3, 70, 100))  # -> 64 x 96
-    assert neck.shape[-2:] == (16, 24) and deep.shape[-2:] == (2, 3) and prob.shape[-2:] == (64, 96)
+    neck, deep = trunk(torch.rand(1, 3, 70, 100))  # -> 64 x 96
+    assert neck.shape[-2:] == (16, 24) and deep.shape[-2:] == (2, 3)
     with pytest.raises(ValueError):
         trunk(torch.rand(3, 64, 64))
 
@@ -67,7 +74,7 @@ def test_input_is_bgr_and_normalised_like_the_detector(trunk: ppocr.PPOCRTrunk) 
     # What the detector itself expects: BGR, (x/255 - 0.5) / 0.5 on 0..255 pixels.
     bgr255 = (x * 255.0)[:, [2, 1, 0]].numpy()
     ref = trunk.session.run(trunk.outputs, {trunk.input_name: (bgr255 / 255.0 - 0.5) / 0.5})
-    for a, b, k in zip(ours, ref, ppocr.PPOCR_SCALES, strict=True):
+    for a, b, k in zip(ours, ref, trunk.scales, strict=True):
         np.testing.assert_allclose(a.numpy(), b * k, rtol=1e-3, atol=1e-3)
     # And the colour order matters (an RGB input would give other maps).
     swapped = trunk(x[:, [2, 1, 0]])

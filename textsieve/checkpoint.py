@@ -51,6 +51,9 @@ def write_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     os.close(fd)
     try:
         torch.save(payload, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a weights file is shared data
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -58,9 +58,12 @@ def _version(value: bool) -> None:
 @app.callback()
 def main(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging on stderr.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Debug logging on stderr.")
+    ] = False,
 ) -> None:
     """textsieve: filter image collections down to the images that contain scene text."""
     _setup_logging(verbose)
@@ -74,11 +77,16 @@ def not_yet(command: str, issue: str) -> NoReturn:
 @app.command("labels")
 def labels_cmd(
     root: Annotated[Path, typer.Argument(help="TextDis-layout root: text/, text_gt/, nontext/.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output JSONL, one object per image.")] = Path(
-        "labels.jsonl"
-    ),
-    rule: Annotated[str, typer.Option(help="Region rule: 'paper' (coverage >= --min-cover) or 'msp' (MSP-Net).")] = "paper",
-    min_cover: Annotated[float, typer.Option(help="Coverage a region needs under the 'paper' rule.")] = 0.01,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output JSONL, one object per image.")
+    ] = Path("labels.jsonl"),
+    rule: Annotated[
+        str,
+        typer.Option(help="Region rule: 'paper' (coverage >= --min-cover) or 'msp' (MSP-Net)."),
+    ] = "paper",
+    min_cover: Annotated[
+        float, typer.Option(help="Coverage a region needs under the 'paper' rule.")
+    ] = 0.01,
 ) -> None:
     """Region labels (3x3 then 5x5, row-major) from ground-truth text boxes, as JSONL."""
     from rich.progress import Progress
@@ -141,6 +149,8 @@ def info_cmd(
             fail(str(e))
         typer.echo(f"{weights}: arch={meta['arch']} params={count_params(model):,} "
                    f"stage={meta.get('stage')} version={meta.get('version')}")
+        for name, value in (meta.get("thresholds") or {}).items():
+            typer.echo(f"threshold {name}: {value:.4f}")
 
 
 # --------------------------------------------------------------------------------------- train
@@ -434,6 +444,11 @@ def filter_cmd(
     threshold: Annotated[
         float | None, typer.Option(help="Decision threshold (default: stored with the weights).")
     ] = None,
+    recall: Annotated[
+        float | None,
+        typer.Option(help="Use the threshold preset calibrated for this recall (e.g. 0.99), "
+                     "stored with the weights; see `textsieve info -w WEIGHTS`."),
+    ] = None,
     copy_to: Annotated[
         Path | None, typer.Option(help="Copy text images under this folder.")
     ] = None,
@@ -536,7 +551,7 @@ def filter_cmd(
             scores, parquet = split_scores(scores)  # a folder means Parquet parts
         cfg = FilterConfig(
             roots=tuple(roots or ()), from_list=from_list, out=None if out == "-" else Path(out),
-            scores=scores, regions=regions, weights=weights, threshold=threshold,
+            scores=scores, regions=regions, weights=weights, threshold=threshold, recall=recall,
             route_mode=routes[0][0] if routes else None,
             route_dir=routes[0][1] if routes else None,
             on_conflict=on_conflict, print0=print0, workers=workers, threads=threads,

@@ -108,6 +108,7 @@ class FilterConfig:
     regions: bool = False
     weights: Path | None = None
     threshold: float | None = None
+    recall: float | None = None
     route_mode: str | None = None
     route_dir: Path | None = None
     on_conflict: str = "suffix"
@@ -138,6 +139,8 @@ class FilterConfig:
             raise ConfigError(f"--on-conflict must be one of {', '.join(CONFLICTS)}")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise ConfigError(f"--threshold must be in [0, 1], got {self.threshold}")
+        if self.threshold is not None and self.recall is not None:
+            raise ConfigError("give --threshold or --recall, not both")
         for name in ("batch_size", "shard_size", "max_pixels"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name.replace('_', '-')} must be >= 1")
@@ -333,7 +336,7 @@ def run_filter(
     t0 = time.perf_counter()
     weights = Path(cfg.weights) if cfg.weights is not None else default_weights()
     _, meta = load_model(weights)  # fail fast, in this process, on a bad file
-    threshold = cfg.threshold if cfg.threshold is not None else threshold_of(meta)
+    threshold = cfg.threshold if cfg.threshold is not None else threshold_of(meta, cfg.recall)
     score_cfg = ScoreConfig(threshold=threshold, max_pixels=cfg.max_pixels,
                             allow_truncated=cfg.allow_truncated, batch_size=cfg.batch_size,
                             regions=cfg.regions, device=cfg.device)

@@ -114,7 +114,7 @@ def split_scores(path: Path | None) -> tuple[Path | None, Path | None]:
 
 
 # Every FilterConfig field is either honoured or refused (a test keeps this list complete).
-HONOURED = ("roots", "from_list", "out", "scores", "regions", "weights", "threshold",
+HONOURED = ("roots", "from_list", "out", "scores", "regions", "weights", "threshold", "recall",
             "route_mode", "route_dir", "on_conflict", "print0", "threads", "device",
             "batch_size", "shard_size", "max_pixels", "allow_truncated", "follow_symlinks",
             "hidden", "stats")
@@ -391,7 +391,7 @@ def run_ray_filter(
     t0 = time.perf_counter()
     weights = Path(cfg.weights) if cfg.weights is not None else default_weights()
     _, meta = load_model(weights)  # fail fast, here, on a bad file
-    threshold = cfg.threshold if cfg.threshold is not None else threshold_of(meta)
+    threshold = cfg.threshold if cfg.threshold is not None else threshold_of(meta, cfg.recall)
     route = (RouteConfig(cfg.route_mode, Path(cfg.route_dir), cfg.on_conflict)
              if cfg.route_mode is not None and cfg.route_dir is not None else None)
     entries = list_entries(cfg, opts.parquet)
