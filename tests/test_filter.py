@@ -220,7 +220,11 @@ def test_same_bytes_for_any_worker_count_and_threads_honoured(tmp_path: Path) ->
                                "--stats", str(tmp_path / f"{tag}.json"), "-q")
         assert code == 0, out
         stats = json.loads((tmp_path / f"{tag}.json").read_text())
-        assert list(stats["worker_threads"].values()) == [threads] * max(workers, 1)
+        assert stats["workers"] == workers and stats["threads"] == threads
+        # Each worker that scored a shard reports its torch thread count. A pool need not hand
+        # a shard to every worker (one may take them all on a loaded machine), so count <= workers.
+        reported = list(stats["worker_threads"].values())
+        assert reported and set(reported) == {threads} and len(reported) <= max(workers, 1)
         if workers:
             assert str(os.getpid()) not in stats["worker_threads"]
         outs[tag] = ((tmp_path / f"{tag}.txt").read_bytes(),

@@ -68,3 +68,21 @@ def test_separates_generated_text_and_plain_scenes(seed: int) -> None:
     plain, text = probs[0], probs[1:]
     assert min(text) >= threshold_of(meta)  # both text scenes are passed on
     assert min(text) > plain + 0.15  # the same backdrop without words scores clearly lower
+
+
+def test_shipped_teacher_head_metadata() -> None:
+    raw = torch.load(WEIGHTS.parent / "teacher_ppocr.pt", map_location="cpu", weights_only=True)
+    assert raw["arch"] == "teacher" and raw["model_config"]["backbone"] == "ppocr"
+    assert "optimizer" not in raw
+    assert raw["calibration"]["at_threshold"]["default"]["recall"] >= 0.95
+    assert set(raw["thresholds"]) >= {"default", "recall_0.95", "recall_0.99"}
+
+
+def test_shipped_teacher_loads_with_the_ocr_extra() -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("rapidocr_onnxruntime")
+    model, meta = load_model(WEIGHTS.parent / "teacher_ppocr.pt")
+    with torch.inference_mode():
+        out = model(torch.rand(1, 3, 96, 128))
+    assert out.logits.shape == (1, 34) and torch.isfinite(out.logits).all()
+    assert threshold_of(meta) == meta["thresholds"]["default"]
