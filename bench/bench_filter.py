@@ -44,7 +44,7 @@ from textsieve.checkpoint import load_model, save_checkpoint
 from textsieve.decode import decode_image, open_image
 from textsieve.filter import FilterConfig, FilterProgress, default_workers, run_filter
 from textsieve.models import StudentNet
-from textsieve.preprocess import target_size
+from textsieve.preprocess import resize_rgb, target_size
 from textsieve.score import ScoreConfig, Scorer, load_for_model
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -196,7 +196,7 @@ def breakdown(paths: list[Path], weights: Path) -> dict[str, float]:
         t_dec += clock() - t
         t = clock()
         size = target_size(img.width, img.height, cfg.short_side, cfg.max_long)
-        imgs.append(np.asarray(img.resize(size, Image.BILINEAR, reducing_gap=2.0)))
+        imgs.append(resize_rgb(np.asarray(img), size))
         t_resize += clock() - t
     groups: dict[tuple[int, ...], list[np.ndarray]] = {}
     for a in imgs:

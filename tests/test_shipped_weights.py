@@ -70,18 +70,23 @@ def test_separates_generated_text_and_plain_scenes(seed: int) -> None:
     assert min(text) > plain + 0.15  # the same backdrop without words scores clearly lower
 
 
-def test_shipped_teacher_head_metadata() -> None:
-    raw = torch.load(WEIGHTS.parent / "teacher_ppocr.pt", map_location="cpu", weights_only=True)
+TEACHERS = ("teacher_ppocr.pt", "teacher_ppocr_crops.pt")
+
+
+@pytest.mark.parametrize("name", TEACHERS)
+def test_shipped_teacher_head_metadata(name: str) -> None:
+    raw = torch.load(WEIGHTS.parent / name, map_location="cpu", weights_only=True)
     assert raw["arch"] == "teacher" and raw["model_config"]["backbone"] == "ppocr"
     assert "optimizer" not in raw
     assert raw["calibration"]["at_threshold"]["default"]["recall"] >= 0.95
     assert set(raw["thresholds"]) >= {"default", "recall_0.95", "recall_0.99"}
 
 
-def test_shipped_teacher_loads_with_the_ocr_extra() -> None:
+@pytest.mark.parametrize("name", TEACHERS)
+def test_shipped_teacher_loads_with_the_ocr_extra(name: str) -> None:
     pytest.importorskip("onnxruntime")
     pytest.importorskip("rapidocr_onnxruntime")
-    model, meta = load_model(WEIGHTS.parent / "teacher_ppocr.pt")
+    model, meta = load_model(WEIGHTS.parent / name)
     with torch.inference_mode():
         out = model(torch.rand(1, 3, 96, 128))
     assert out.logits.shape == (1, 34) and torch.isfinite(out.logits).all()

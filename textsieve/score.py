@@ -23,14 +23,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
 from textsieve.decision import image_probs
 from textsieve.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, open_image
 from textsieve.errors import DecodeError
 from textsieve.models import StudentNet
-from textsieve.preprocess import MAX_LONG, SHORT_SIDE, target_size
+from textsieve.preprocess import MAX_LONG, SHORT_SIDE, resize_rgb, target_size
 from textsieve.walk import Entry
 
 log = logging.getLogger(__name__)
@@ -165,10 +164,7 @@ def load_for_model(path: str | bytes, cfg: ScoreConfig) -> np.ndarray:
     img = open_image(path, min_short=cfg.short_side, max_pixels=cfg.max_pixels,
                      allow_truncated=cfg.allow_truncated, max_bytes=cfg.max_bytes)
     size = target_size(img.width, img.height, cfg.short_side, cfg.max_long)
-    if img.size != size:
-        # Same call as preprocess.resize_rgb, on the PIL image (saves an array round trip).
-        img = img.resize(size, Image.BILINEAR, reducing_gap=2.0)
-    return np.asarray(img)
+    return resize_rgb(np.asarray(img), size)
 
 
 class Scorer:
