@@ -7,8 +7,9 @@ errors (:class:`TextsieveError`) become one red line and exit code 2, never a tr
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -29,6 +30,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 err = Console(stderr=True)
+T = TypeVar("T")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -67,10 +69,6 @@ def main(
 ) -> None:
     """textsieve: filter image collections down to the images that contain scene text."""
     _setup_logging(verbose)
-
-
-def not_yet(command: str, issue: str) -> NoReturn:
-    fail(f"'{command}' is not implemented yet ({issue})", 2)
 
 
 # --------------------------------------------------------------------------------------- labels
@@ -154,6 +152,52 @@ def info_cmd(
 
 
 # --------------------------------------------------------------------------------------- train
+def _opt_str(v: object) -> str | None:
+    return None if v is None else str(v)
+
+
+def _with_training_progress(run: Callable[[Callable[[Any], None]], T],
+                            label: Callable[[Any], str]) -> T:
+    """Call ``run(on_progress)`` under a rich progress display, one bar per (stage, epoch).
+
+    ``on_progress`` receives :class:`textsieve.train.loop.TrainEvent` s; ``label`` names the bar.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]} img/s"),
+               TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        tasks: dict[tuple[str, int], Any] = {}
+
+        def show(e: Any) -> None:
+            key = (e.stage, e.epoch)
+            if key not in tasks:
+                tasks[key] = progress.add_task(label(e), total=e.total, loss="-", rate="-")
+            loss = "-" if e.loss != e.loss else f"{e.loss:.4f}"
+            rate = "-" if e.images_per_s != e.images_per_s else f"{e.images_per_s:.0f}"
+            progress.update(tasks[key], completed=e.done, total=e.total, loss=loss, rate=rate)
+
+        return run(show)
+
+
+def _run_summary(title: str, epochs_run: int, best_label: str, best_epoch: int,
+                 best: dict[str, Any] | None, keys: tuple[str, ...],
+                 seconds: tuple[tuple[str, float], ...]) -> Table:
+    """The end-of-run table of ``train-teacher`` and ``distill``: the best epoch's metrics."""
+    table = Table(title=title)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("epochs run", str(epochs_run))
+    table.add_row(best_label, str(best_epoch))
+    for key in keys:
+        if best is not None and best.get(key) is not None:
+            table.add_row(key.replace("_", " "), f"{best[key]:.4f}")
+    for name, value in seconds:
+        table.add_row(name, f"{value:.1f}")
+    return table
+
+
 @app.command("train-teacher")
 def train_teacher_cmd(
     data: Annotated[
@@ -190,13 +234,8 @@ def train_teacher_cmd(
     """Train the teacher network on TextDis-layout roots (region BCE, paper section III-A)."""
     from importlib import resources
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from textsieve.config import load_config
-    from textsieve.train.teacher import TrainConfig, TrainEvent, fit_teacher
-
-    def opt(v: object) -> str | None:
-        return None if v is None else str(v)
+    from textsieve.train.teacher import TrainConfig, fit_teacher
 
     try:
         if config is None:
@@ -204,44 +243,25 @@ def train_teacher_cmd(
             name = f"teacher_{backbone if known else 'vgg16'}.yaml"
             config = Path(str(resources.files("textsieve") / "configs" / name))
         overrides = {
-            "data_roots": [str(p) for p in data], "val_root": opt(val), "out_dir": str(out),
+            "data_roots": [str(p) for p in data], "val_root": _opt_str(val), "out_dir": str(out),
             "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "device": device,
-            "threads": threads, "init": opt(init), "cache_dir": opt(cache_dir),
+            "threads": threads, "init": _opt_str(init), "cache_dir": _opt_str(cache_dir),
         }
         if backbone is not None:
             overrides["teacher"] = {"backbone": backbone}
         cfg = load_config(TrainConfig, config, overrides)
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]} img/s"),
-                   TimeElapsedColumn())
-        with Progress(*columns, console=err, transient=True) as progress:
-            tasks: dict[tuple[str, int], int] = {}
-
-            def show(e: TrainEvent) -> None:
-                key = (e.stage, e.epoch)
-                if key not in tasks:
-                    label = "caching features" if e.stage == "features" else f"epoch {e.epoch}"
-                    tasks[key] = progress.add_task(label, total=e.total, loss="-", rate="-")
-                loss = "-" if e.loss != e.loss else f"{e.loss:.4f}"
-                rate = "-" if e.images_per_s != e.images_per_s else f"{e.images_per_s:.0f}"
-                progress.update(tasks[key], completed=e.done, total=e.total, loss=loss, rate=rate)
-
-            result = fit_teacher(cfg, on_progress=show, resume=resume)
+        result = _with_training_progress(
+            lambda show: fit_teacher(cfg, on_progress=show, resume=resume),
+            lambda e: "caching features" if e.stage == "features" else f"epoch {e.epoch}")
     except TextsieveError as e:
         fail(str(e))
     best = next((h for h in result.history if h["epoch"] == result.best_epoch), None)
-    table = Table(title=f"teacher ({cfg.backbone}) -> {result.out_dir}")
-    table.add_column("what")
-    table.add_column("value", justify="right")
-    table.add_row("epochs run", str(len(result.history)))
-    table.add_row(f"best epoch (by {result.monitor})", str(result.best_epoch))
-    for key in ("image_precision", "image_recall", "image_f1", "image_best_f1", "image_auc",
-                "region_f1", "train_loss"):
-        if best is not None and best.get(key) is not None:
-            table.add_row(key.replace("_", " "), f"{best[key]:.4f}")
-    table.add_row("feature caching (s)", f"{result.feature_seconds:.1f}")
-    table.add_row("training (s)", f"{result.train_seconds:.1f}")
-    err.print(table)
+    err.print(_run_summary(
+        f"teacher ({cfg.backbone}) -> {result.out_dir}", len(result.history),
+        f"best epoch (by {result.monitor})", result.best_epoch, best,
+        ("image_precision", "image_recall", "image_f1", "image_best_f1", "image_auc",
+         "region_f1", "train_loss"),
+        (("feature caching (s)", result.feature_seconds), ("training (s)", result.train_seconds))))
     typer.echo(str(result.best_path))
 
 
@@ -291,13 +311,8 @@ def distill_cmd(
     labels + BEGAN adversarial feature distillation)."""
     from importlib import resources
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from textsieve.config import load_config
-    from textsieve.train.distill import DistillConfig, DistillEvent, distill
-
-    def opt(v: object) -> str | None:
-        return None if v is None else str(v)
+    from textsieve.train.distill import DistillConfig, distill
 
     try:
         stage_list = None
@@ -309,46 +324,26 @@ def distill_cmd(
         if config is None:
             config = Path(str(resources.files("textsieve") / "configs" / "distill.yaml"))
         overrides = {
-            "teacher": opt(teacher), "data_roots": [str(p) for p in data], "val_root": opt(val),
-            "out_dir": str(out), "mode": mode, "stages": stage_list, "epochs_stage2": epochs,
-            "epochs_stage1": epochs_stage1, "batch_size": batch_size, "seed": seed,
-            "device": device, "threads": threads, "workers": workers,
-            "cache_dir": opt(cache_dir),
+            "teacher": _opt_str(teacher), "data_roots": [str(p) for p in data],
+            "val_root": _opt_str(val), "out_dir": str(out), "mode": mode, "stages": stage_list,
+            "epochs_stage2": epochs, "epochs_stage1": epochs_stage1, "batch_size": batch_size,
+            "seed": seed, "device": device, "threads": threads, "workers": workers,
+            "cache_dir": _opt_str(cache_dir),
         }
         cfg = load_config(DistillConfig, config, overrides)
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]} img/s"),
-                   TimeElapsedColumn())
-        with Progress(*columns, console=err, transient=True) as progress:
-            tasks: dict[tuple[str, int], int] = {}
-
-            def show(e: DistillEvent) -> None:
-                key = (e.stage, e.epoch)
-                if key not in tasks:
-                    label = ("teacher outputs" if e.stage == "targets"
-                             else f"{e.stage} epoch {e.epoch}")
-                    tasks[key] = progress.add_task(label, total=e.total, loss="-", rate="-")
-                loss = "-" if e.loss != e.loss else f"{e.loss:.4f}"
-                rate = "-" if e.images_per_s != e.images_per_s else f"{e.images_per_s:.0f}"
-                progress.update(tasks[key], completed=e.done, total=e.total, loss=loss, rate=rate)
-
-            result = distill(cfg, on_progress=show, resume=resume)
+        result = _with_training_progress(
+            lambda show: distill(cfg, on_progress=show, resume=resume),
+            lambda e: "teacher outputs" if e.stage == "targets" else f"{e.stage} epoch {e.epoch}")
     except TextsieveError as e:
         fail(str(e))
     best = next((h for h in result.history
                  if h["stage"] == 2 and h["epoch"] == result.best_epoch), None)
-    table = Table(title=f"distill ({cfg.mode}) -> {result.out_dir}")
-    table.add_column("what")
-    table.add_column("value", justify="right")
-    table.add_row("epochs run", str(len(result.history)))
-    table.add_row(f"best stage-2 epoch (by {result.monitor})", str(result.best_epoch))
-    for key in ("image_precision", "image_recall", "image_f1", "image_best_f1",
-                "image_best_threshold", "image_auc", "region_f1", "train_loss", "k_t"):
-        if best is not None and best.get(key) is not None:
-            table.add_row(key.replace("_", " "), f"{best[key]:.4f}")
-    table.add_row("teacher outputs (s)", f"{result.target_seconds:.1f}")
-    table.add_row("training (s)", f"{result.train_seconds:.1f}")
-    err.print(table)
+    err.print(_run_summary(
+        f"distill ({cfg.mode}) -> {result.out_dir}", len(result.history),
+        f"best stage-2 epoch (by {result.monitor})", result.best_epoch, best,
+        ("image_precision", "image_recall", "image_f1", "image_best_f1", "image_best_threshold",
+         "image_auc", "region_f1", "train_loss", "k_t"),
+        (("teacher outputs (s)", result.target_seconds), ("training (s)", result.train_seconds))))
     if result.best_path is not None:
         typer.echo(str(result.best_path))
 

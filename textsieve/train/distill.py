@@ -40,7 +40,7 @@ from textsieve.losses.boundary import boundary_loss
 from textsieve.metrics import jsonable
 from textsieve.models import StudentNet
 from textsieve.train.adversarial import Stage2Update, make_optimizer
-from textsieve.train.loop import image_scores, seed_everything, set_threads
+from textsieve.train.loop import TrainEvent, image_scores, seed_everything, set_threads
 from textsieve.train.rundata import RunData, TrainBatch
 from textsieve.train.stagefiles import StageFiles
 from textsieve.train.targets import TeacherTable, teacher_table
@@ -174,18 +174,6 @@ class DistillConfig:
         return self.mode in ("full", "soft-adv") and self.adv_weight > 0
 
 
-@dataclass(frozen=True)
-class DistillEvent:
-    """Progress report. ``stage``: ``targets`` (teacher cache), ``stage1``, ``stage2``."""
-
-    stage: str
-    epoch: int
-    done: int
-    total: int
-    loss: float = math.nan
-    images_per_s: float = math.nan
-
-
 @dataclass
 class DistillResult:
     """What a run produced."""
@@ -200,7 +188,7 @@ class DistillResult:
     train_seconds: float = 0.0
 
 
-Progress = Callable[[DistillEvent], None] | None
+Progress = Callable[[TrainEvent], None] | None
 
 
 @dataclass
@@ -275,7 +263,7 @@ def stage1_boundary(ctx: Context, resume: bool = False) -> None:
 def _report(ctx: Context, stage: int, epoch: int, seen: int, loss: float, t0: float) -> None:
     if ctx.on_progress:
         rate = seen / max(time.perf_counter() - t0, 1e-9)
-        ctx.on_progress(DistillEvent(f"stage{stage}", epoch, seen, ctx.data.train_size, loss,
+        ctx.on_progress(TrainEvent(f"stage{stage}", epoch, seen, ctx.data.train_size, loss,
                                      rate))
 
 
@@ -359,7 +347,8 @@ def distill(cfg: DistillConfig, on_progress: Progress = None, resume: bool = Fal
 
     Args:
         cfg: the resolved config.
-        on_progress: called with :class:`DistillEvent` s.
+        on_progress: called with :class:`~textsieve.train.loop.TrainEvent` s (stage ``targets``,
+            ``stage1``, ``stage2``).
         resume: continue from the checkpoints in ``out_dir``.
 
     Returns:
@@ -403,7 +392,7 @@ def distill(cfg: DistillConfig, on_progress: Progress = None, resume: bool = Fal
     if teacher is not None:
         def report(done: int, total: int) -> None:
             if on_progress:
-                on_progress(DistillEvent("targets", 0, done, total))
+                on_progress(TrainEvent("targets", 0, done, total))
 
         variants = make_variants(cfg.data.variants, cfg.data.degrees)
         cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
@@ -427,5 +416,5 @@ def distill(cfg: DistillConfig, on_progress: Progress = None, resume: bool = Fal
                          time.perf_counter() - t1)
 
 
-__all__ = ["DistillConfig", "DistillEvent", "DistillResult", "distill", "stage1_boundary",
+__all__ = ["DistillConfig", "DistillResult", "distill", "stage1_boundary",
            "stage2_adversarial", "MODES"]

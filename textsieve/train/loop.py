@@ -10,6 +10,7 @@
   ``torch.load(path, weights_only=True)`` and holds model, optimizer, scheduler, epoch, config,
   metrics and the best score so far, so :meth:`RunDir.resume` continues a run exactly.
 - :func:`image_scores`: image P/R/F at a threshold, best F, AUC and region F for validation.
+- :class:`TrainEvent`: the progress report both trainers send to ``on_progress``.
 
 Typical use (see ``textsieve.train.teacher.fit_teacher``)::
 
@@ -43,6 +44,23 @@ from textsieve.errors import CheckpointError
 from textsieve.metrics import best_f_threshold, jsonable, prf_at, region_prf, roc_auc
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainEvent:
+    """Progress report of a training run.
+
+    ``stage`` names the phase: ``features`` (trunk feature caching) or ``train`` for
+    ``train-teacher``; ``targets`` (teacher outputs), ``stage1`` or ``stage2`` for ``distill``.
+    ``epoch`` is 0 outside the epochs; ``loss`` and ``images_per_s`` are NaN when not known.
+    """
+
+    stage: str
+    epoch: int
+    done: int
+    total: int
+    loss: float = math.nan
+    images_per_s: float = math.nan
 
 
 def seed_everything(seed: int) -> None:

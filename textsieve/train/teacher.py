@@ -55,7 +55,14 @@ from textsieve.features import (
 )
 from textsieve.losses.region import region_bce
 from textsieve.models import TeacherNet
-from textsieve.train.loop import PlateauLR, RunDir, image_scores, seed_everything, set_threads
+from textsieve.train.loop import (
+    PlateauLR,
+    RunDir,
+    TrainEvent,
+    image_scores,
+    seed_everything,
+    set_threads,
+)
 
 log = logging.getLogger(__name__)
 
@@ -140,18 +147,6 @@ class TrainConfig:
             raise ConfigError(f"device must be cpu or cuda, got {self.device!r}")
         if self.init is not None and self.teacher.backbone != "vgg16":
             raise ConfigError("init (ImageNet weights) applies to the vgg16 backbone only")
-
-
-@dataclass(frozen=True)
-class TrainEvent:
-    """Progress report: ``stage`` is ``features`` (caching), ``train`` or ``val``."""
-
-    stage: str
-    epoch: int
-    done: int
-    total: int
-    loss: float = math.nan
-    images_per_s: float = math.nan
 
 
 @dataclass
