@@ -40,6 +40,14 @@ def target_size(
     return tw, th
 
 
+def _owned(arr: np.ndarray) -> np.ndarray:
+    """``arr``, or a copy of it when ``torch.from_numpy`` cannot use it as it is (arrays from
+    PIL are read-only; crops are strided)."""
+    if not arr.flags.writeable or not arr.flags.c_contiguous:
+        return np.array(arr)
+    return arr
+
+
 def resize_rgb(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize an (H, W, 3) uint8 array to ``size`` = (width, height), antialiased bilinear.
 
@@ -50,10 +58,8 @@ def resize_rgb(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return arr
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
         raise ValueError(f"expected an (H, W, 3) uint8 array, got {arr.shape} {arr.dtype}")
-    if not arr.flags.writeable or not arr.flags.c_contiguous:
-        arr = np.array(arr)  # torch.from_numpy wants writable, contiguous memory
     # (1, 3, H, W) view with channels-last strides: torch's fast uint8 path for 3 channels.
-    x = torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0)
+    x = torch.from_numpy(_owned(arr)).permute(2, 0, 1).unsqueeze(0)
     with torch.inference_mode():
         y = F.interpolate(x, size=(size[1], size[0]), mode="bilinear", antialias=True,
                           align_corners=False)
@@ -64,9 +70,7 @@ def resize_rgb(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def to_tensor(arr: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1]."""
-    if not arr.flags.writeable or not arr.flags.c_contiguous:
-        arr = np.array(arr)  # arrays from PIL are read-only; torch wants to own writable memory
-    return torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
+    return torch.from_numpy(_owned(arr)).permute(2, 0, 1).float().div_(255.0)
 
 
 def prepare(

@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader, Dataset
 from textsieve.config import to_dict
 from textsieve.data import DataConfig, Item, TrainSample, Variant, load_variant
 from textsieve.errors import AnnotationError, CheckpointError, DecodeError
+from textsieve.output import file_digest
 from textsieve.regions import NUM_REGIONS
 
 log = logging.getLogger(__name__)
@@ -63,15 +64,6 @@ class TeacherTable:
     def rows(self, index: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
         """Row numbers of pictures ``index`` in variants ``choice``."""
         return index * self.variants + choice
-
-
-def file_digest(path: Path) -> str:
-    """SHA-256 of a file's bytes (the identity of a teacher checkpoint)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def table_key(teacher_id: str, samples: Sequence[TrainSample], variants: Sequence[Variant],
